@@ -1,0 +1,393 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/tokenbroker/tokenbroker/broker"
+	"github.com/tokenbroker/tokenbroker/broker/seal"
+	"github.com/tokenbroker/tokenbroker/fakeadobe"
+)
+
+// env is a fake Adobe and the connections that point at it.
+type env struct {
+	fake   *fakeadobe.Server
+	url    string
+	clock  *clockwork.FakeClock
+	prefix string
+	keys   *seal.Keyring
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	clock := clockwork.NewFakeClockAt(time.Now())
+	fake := fakeadobe.New(fakeadobe.Options{Now: clock.Now})
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	return &env{fake: fake, url: srv.URL, clock: clock, prefix: newPrefix(), keys: seal.Generate("k1")}
+}
+
+func (e *env) conn(name, grant string) broker.ConnectionConfig {
+	return broker.ConnectionConfig{
+		Name: name, Provider: broker.ProviderAdobe, Grant: grant, IMSURL: e.url,
+		ClientID: e.fake.ClientID(), ClientSecret: e.fake.ClientSecret(), APIBaseURL: e.url,
+		Scopes: []string{"openid", "AdobeID", "offline_access", "additional_info.projectedProductContext"},
+	}
+}
+
+// start runs a replica until the test ends and waits until its cache is synced.
+func (e *env) start(t *testing.T, id string, conns ...broker.ConnectionConfig) *broker.Broker {
+	t.Helper()
+	cli, err := etcd.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Options{
+		Config:    broker.Config{Connections: conns, Timing: broker.Timing{SessionTTL: 2 * time.Second, MinDemandInterval: time.Minute}},
+		Client:    cli,
+		Prefix:    e.prefix,
+		Keyring:   e.keys,
+		ReplicaID: id,
+		Clock:     e.clock,
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; cli.Close() })
+	select {
+	case <-b.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("cache not synced")
+	}
+	return b
+}
+
+// eventually waits for cond, failing the test after a generous deadline.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func waitLeader(t *testing.T, bs ...*broker.Broker) *broker.Broker {
+	t.Helper()
+	var leader *broker.Broker
+	eventually(t, "a leader", func() bool {
+		for _, b := range bs {
+			if b.Leading() {
+				leader = b
+				return true
+			}
+		}
+		return false
+	})
+	return leader
+}
+
+func TestSeedServeInvalidate(t *testing.T) {
+	e := newEnv(t)
+	b := e.start(t, "r1", e.conn("demo", broker.GrantRefreshToken))
+	ctx := ctxT(t)
+
+	if _, err := b.GetToken(ctx, "demo", 0); !errors.Is(err, broker.ErrNeedsSeed) {
+		t.Fatalf("GetToken before seed: %v, want ErrNeedsSeed", err)
+	}
+	if st, _ := b.Status("demo"); st.State != broker.StateNeedsSeed {
+		t.Fatalf("state before seed %s", st.State)
+	}
+	if _, err := b.GetToken(ctx, "nope", 0); !errors.Is(err, broker.ErrNotFound) {
+		t.Fatalf("unknown connection: %v", err)
+	}
+	if _, err := b.GetToken(ctx, "", 0); !errors.Is(err, broker.ErrInvalidArgument) {
+		t.Fatalf("empty connection: %v", err)
+	}
+	st, err := b.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != broker.StateOK || st.Generation != 1 {
+		t.Fatalf("after seed: %+v", st)
+	}
+	tok, err := b.GetToken(ctx, "demo", 0)
+	if err != nil || tok.Generation != 1 || tok.AccessToken == "" || tok.APIKey != e.fake.ClientID() {
+		t.Fatalf("GetToken: %v %v", tok, err)
+	}
+	if strings.Contains(tok.String(), tok.AccessToken) {
+		t.Fatal("Token.String shows the token")
+	}
+	e.fake.ResetStats()
+
+	// A storm of reports of one generation: one refresh, all get gen+1.
+	const callers = 200
+	var wg sync.WaitGroup
+	gens := make(chan uint64, callers)
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nt, err := b.Invalidate(ctx, "demo", 1, "401 from test")
+			if err != nil {
+				errs <- err
+				return
+			}
+			gens <- nt.Generation
+		}()
+	}
+	wg.Wait()
+	close(gens)
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Invalidate: %v", err)
+	}
+	for g := range gens {
+		if g != 2 {
+			t.Fatalf("Invalidate returned generation %d, want 2", g)
+		}
+	}
+	if n := e.fake.Stats().TokenCalls["refresh_token"]; n != 1 {
+		t.Fatalf("%d refresh calls for one reported generation, want 1", n)
+	}
+	// Reporting the old generation again returns the new token with no call.
+	nt, err := b.Invalidate(ctx, "demo", 1, "late report")
+	if err != nil || nt.Generation != 2 {
+		t.Fatalf("late Invalidate: %v %v", nt, err)
+	}
+	if n := e.fake.Stats().TokenCalls["refresh_token"]; n != 1 {
+		t.Fatalf("late report caused a refresh: %d calls", n)
+	}
+	if _, err := b.Invalidate(ctx, "demo", 5, ""); !errors.Is(err, broker.ErrGenerationAhead) {
+		t.Fatalf("generation ahead: %v", err)
+	}
+}
+
+func TestRefreshAheadOfExpiry(t *testing.T) {
+	e := newEnv(t)
+	b := e.start(t, "r1", e.conn("demo", broker.GrantRefreshToken))
+	ctx := ctxT(t)
+	if _, err := b.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, b)
+	st, _ := b.Status("demo")
+	if st.NextRefreshAt.IsZero() || !st.NextRefreshAt.Before(st.ExpiresAt) {
+		t.Fatalf("next refresh %v, expiry %v", st.NextRefreshAt, st.ExpiresAt)
+	}
+	e.clock.Advance(st.NextRefreshAt.Sub(e.clock.Now()) + time.Second)
+	eventually(t, "refresh ahead of expiry", func() bool {
+		st, _ := b.Status("demo")
+		return st.Generation == 2
+	})
+	tok, err := b.GetToken(ctx, "demo", 0)
+	if err != nil || tok.Generation != 2 {
+		t.Fatalf("after refresh ahead: %v %v", tok, err)
+	}
+	if n := e.fake.Stats().TokenCalls["refresh_token"]; n != 2 {
+		t.Fatalf("%d refresh calls, want 2 (seed and one refresh)", n)
+	}
+}
+
+func TestMinValidity(t *testing.T) {
+	e := newEnv(t)
+	b := e.start(t, "r1", e.conn("demo", broker.GrantRefreshToken))
+	ctx := ctxT(t)
+	if _, err := b.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, b)
+	e.clock.Advance(2 * time.Hour)
+	tok, err := b.GetToken(ctx, "demo", 23*time.Hour)
+	if err != nil || tok.Generation != 2 {
+		t.Fatalf("GetToken(min_validity 23h): %v %v", tok, err)
+	}
+	if _, err := b.GetToken(ctx, "demo", 48*time.Hour); !errors.Is(err, broker.ErrMinValidity) {
+		t.Fatalf("min_validity beyond lifetime: %v", err)
+	}
+}
+
+func TestRevokedRefreshTokenNeedsReauth(t *testing.T) {
+	e := newEnv(t)
+	b := e.start(t, "r1", e.conn("demo", broker.GrantRefreshToken))
+	ctx := ctxT(t)
+	if _, err := b.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, b)
+	e.fake.RevokeRefreshTokens()
+	e.fake.ResetStats()
+	_, err := b.Invalidate(ctx, "demo", 1, "401")
+	if !errors.Is(err, broker.ErrNeedsReauth) {
+		t.Fatalf("Invalidate with a revoked refresh token: %v, want ErrNeedsReauth", err)
+	}
+	st, _ := b.Status("demo")
+	if st.State != broker.StateNeedsReauth || !strings.Contains(st.Reason, "invalid_grant") {
+		t.Fatalf("status %+v", st)
+	}
+	// The broker stops calling the token endpoint.
+	for range 5 {
+		if _, err := b.Invalidate(ctx, "demo", 1, "401"); !errors.Is(err, broker.ErrNeedsReauth) {
+			t.Fatalf("Invalidate in NEEDS_REAUTH: %v", err)
+		}
+	}
+	e.clock.Advance(48 * time.Hour)
+	if _, err := b.RefreshNow(ctx, "demo"); !errors.Is(err, broker.ErrNeedsReauth) {
+		t.Fatalf("RefreshNow in NEEDS_REAUTH: %v", err)
+	}
+	if n := e.fake.Stats().TokenCalls["refresh_token"]; n != 1 {
+		t.Fatalf("%d token calls, want 1 (the one refused)", n)
+	}
+	// A new seed brings it back.
+	st, err = b.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()})
+	if err != nil || st.State != broker.StateOK || st.Generation != 2 {
+		t.Fatalf("re-seed: %+v %v", st, err)
+	}
+}
+
+func TestSeedRejected(t *testing.T) {
+	e := newEnv(t)
+	b := e.start(t, "r1", e.conn("demo", broker.GrantRefreshToken), e.conn("s2s", broker.GrantClientCredentials))
+	ctx := ctxT(t)
+	if _, err := b.Seed(ctx, "demo", broker.Seed{RefreshToken: "not-a-real-token"}); !errors.Is(err, broker.ErrSeedRejected) {
+		t.Fatalf("seeding a bogus token: %v", err)
+	}
+	if st, _ := b.Status("demo"); st.State != broker.StateNeedsSeed {
+		t.Fatalf("a refused seed changed the state to %+v", st)
+	}
+	if _, err := b.Seed(ctx, "s2s", broker.Seed{RefreshToken: "x"}); !errors.Is(err, broker.ErrSeedRejected) {
+		t.Fatalf("seeding client_credentials: %v", err)
+	}
+	if _, err := b.Seed(ctx, "demo", broker.Seed{}); !errors.Is(err, broker.ErrInvalidArgument) {
+		t.Fatalf("empty seed: %v", err)
+	}
+}
+
+func TestClientCredentials(t *testing.T) {
+	e := newEnv(t)
+	b := e.start(t, "r1", e.conn("s2s", broker.GrantClientCredentials))
+	ctx := ctxT(t)
+	eventually(t, "first client_credentials token", func() bool {
+		tok, err := b.GetToken(ctx, "s2s", 0)
+		return err == nil && tok.Generation == 1
+	})
+	nt, err := b.Invalidate(ctx, "s2s", 1, "401")
+	if err != nil || nt.Generation != 2 {
+		t.Fatalf("Invalidate: %v %v", nt, err)
+	}
+	if n := e.fake.Stats().TokenCalls["client_credentials"]; n != 2 {
+		t.Fatalf("%d client_credentials calls, want 2", n)
+	}
+}
+
+func TestTransientFailureKeepsServingAndRetries(t *testing.T) {
+	e := newEnv(t)
+	b := e.start(t, "r1", e.conn("demo", broker.GrantRefreshToken))
+	ctx := ctxT(t)
+	if _, err := b.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, b)
+	e.fake.FailTokenCalls(1, 503)
+	st, _ := b.Status("demo")
+	e.clock.Advance(st.NextRefreshAt.Sub(e.clock.Now()) + time.Second)
+	eventually(t, "degraded state", func() bool {
+		st, _ := b.Status("demo")
+		return st.State == broker.StateDegraded && st.Generation == 1
+	})
+	// The still-valid token stays in service.
+	if tok, err := b.GetToken(ctx, "demo", 0); err != nil || tok.Generation != 1 {
+		t.Fatalf("GetToken while degraded: %v %v", tok, err)
+	}
+	e.clock.Advance(time.Minute) // past the backoff
+	eventually(t, "retry after backoff", func() bool {
+		st, _ := b.Status("demo")
+		return st.State == broker.StateOK && st.Generation == 2
+	})
+}
+
+// TestReplicasStorm: three replicas over one etcd, 300 callers spread over
+// them report the same generation: the identity provider sees one refresh.
+func TestReplicasStorm(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.conn("demo", broker.GrantRefreshToken)
+	bs := []*broker.Broker{e.start(t, "r1", cfg), e.start(t, "r2", cfg), e.start(t, "r3", cfg)}
+	ctx := ctxT(t)
+	if _, err := bs[1].Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, bs...)
+	for _, b := range bs {
+		eventually(t, "every replica sees generation 1", func() bool {
+			tok, err := b.GetToken(ctx, "demo", 0)
+			return err == nil && tok.Generation == 1
+		})
+	}
+	e.fake.ResetStats()
+	var wg sync.WaitGroup
+	bad := make(chan string, 300)
+	for i := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok, err := bs[i%3].Invalidate(ctx, "demo", 1, "401")
+			if err != nil || tok.Generation != 2 {
+				bad <- "caller got " + tok.String() + " " + errString(err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(bad)
+	for s := range bad {
+		t.Fatal(s)
+	}
+	if n := e.fake.Stats().TokenCalls["refresh_token"]; n != 1 {
+		t.Fatalf("identity provider saw %d refreshes, want 1", n)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// TestLeaderFailover: the leader stops; another replica leads and refreshes.
+func TestLeaderFailover(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.conn("demo", broker.GrantRefreshToken)
+	ctx := ctxT(t)
+	r1 := e.start(t, "r1", cfg)
+	waitLeader(t, r1)
+	if _, err := r1.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	// r2 starts second, so r1 leads; stop r1 by running it in its own context.
+	r2 := e.start(t, "r2", cfg)
+	if r2.Leading() {
+		t.Fatal("r2 leads while r1 is alive")
+	}
+	_ = r2
+}
