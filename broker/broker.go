@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/tokenbroker/tokenbroker/broker/apiproxy"
 	"github.com/tokenbroker/tokenbroker/broker/provider"
 	"github.com/tokenbroker/tokenbroker/broker/seal"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -38,6 +39,8 @@ type Options struct {
 	Logger *slog.Logger
 	// HTTPClient is used to call token endpoints (nil: provider default).
 	HTTPClient *http.Client
+	// Proxy configures CallAnalytics (client, size caps, Retry-After cap).
+	Proxy apiproxy.Options
 	// AfterTokenCall, if set, runs after the identity provider answered a
 	// refresh and before the answer is stored: a failpoint for fault tests.
 	AfterTokenCall func(connection string)
@@ -66,6 +69,7 @@ type Broker struct {
 	// leadership but not the process.
 	inflight sync.WaitGroup
 	metrics  Metrics
+	proxy    *apiproxy.Proxy
 }
 
 // conn is one connection's config and cached state.
@@ -122,6 +126,10 @@ func New(opts Options) (*Broker, error) {
 		ready:  make(chan struct{}),
 	}
 	b.metrics = nopMetrics{}
+	if opts.Proxy.Logger == nil {
+		opts.Proxy.Logger = b.log
+	}
+	b.proxy = apiproxy.New(tokens{b}, opts.Proxy)
 	for _, cc := range opts.Config.Connections {
 		cc = cc.WithDefaults()
 		pc := provider.Config{
