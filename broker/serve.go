@@ -262,6 +262,11 @@ func (b *Broker) RefreshNow(ctx context.Context, name string) (Status, error) {
 	if _, err := b.servable(c, v, b.clock.Now()); errors.Is(err, ErrNeedsSeed) || errors.Is(err, ErrNeedsReauth) || errors.Is(err, ErrKeyUnavailable) {
 		return Status{}, err
 	}
+	// NEEDS_REAUTH with a still-valid access token passes servable; an admin
+	// request now would stay pending on the leader and fire after the next seed.
+	if rec := &v.Record; rec.State == StateNeedsReauth && rec.Claim == nil {
+		return Status{}, fmt.Errorf("%w: %s", ErrNeedsReauth, rec.Reason)
+	}
 	gen := v.Record.Generation
 	if err := b.request(ctx, c, gen, CauseAdmin); err != nil {
 		return Status{}, err
