@@ -85,7 +85,7 @@ func (b *Broker) lead(ctx context.Context, c *conn, fence Fence) error {
 		now := b.clock.Now()
 		s := b.plan(c, v, now)
 		if s.cause != "" {
-			err := b.refresh(ctx, c, &fence, s.cause)
+			err := b.refresh(ctx, c, &fence)
 			switch {
 			case errors.Is(err, ErrFenced):
 				log.Warn("fenced off: no longer leading")
@@ -149,11 +149,12 @@ type outcome struct {
 	interrupted *Claim
 }
 
-// refresh claims the connection (fenced by leadership when fence is set),
-// calls the token endpoint and stores the result. Between the identity
+// refresh claims the connection (fenced by leadership), decides the cause
+// again on the freshly read record, calls the token endpoint and stores the
+// result. Between the identity
 // provider's answer and the store, the answer is never dropped while the
 // process lives.
-func (b *Broker) refresh(ctx context.Context, c *conn, fence *Fence, cause Cause) error {
+func (b *Broker) refresh(ctx context.Context, c *conn, fence *Fence) error {
 	name := c.cfg.Name
 	v, err := b.store.Load(ctx, name) // linearizable: never decide on a stale cache
 	if err != nil {
@@ -166,7 +167,7 @@ func (b *Broker) refresh(ctx context.Context, c *conn, fence *Fence, cause Cause
 		b.apply(name, v)
 		return errSuperseded
 	}
-	cause = s.cause
+	cause := s.cause
 	rec := v.Record
 	var interrupted *Claim
 	if rec.Claim != nil {
