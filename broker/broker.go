@@ -61,12 +61,14 @@ type Broker struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
+	stepDown  chan struct{}
+	stepOnce  sync.Once
 	leader    atomic.Pointer[string]
 	leading   atomic.Bool
 	started   time.Time
 
-	// life is canceled when Run returns; writes of rotated tokens outlive
-	// leadership but not the process.
+	// inflight counts token calls whose results are not stored yet; Run
+	// waits for them: their writes outlive leadership but not the process.
 	inflight sync.WaitGroup
 	metrics  Metrics
 	proxy    *apiproxy.Proxy
@@ -115,15 +117,16 @@ func New(opts Options) (*Broker, error) {
 		opts.ReplicaID = fmt.Sprintf("replica-%08x", rand.Uint32())
 	}
 	b := &Broker{
-		opts:   opts,
-		timing: opts.Config.Timing.WithDefaults(),
-		clock:  opts.Clock,
-		log:    opts.Logger.With("component", "broker", "replica", opts.ReplicaID),
-		store:  NewEtcdStore(opts.Client, opts.Prefix, opts.Keyring),
-		prefix: opts.Prefix,
-		id:     opts.ReplicaID,
-		conns:  map[string]*conn{},
-		ready:  make(chan struct{}),
+		opts:     opts,
+		timing:   opts.Config.Timing.WithDefaults(),
+		clock:    opts.Clock,
+		log:      opts.Logger.With("component", "broker", "replica", opts.ReplicaID),
+		store:    NewEtcdStore(opts.Client, opts.Prefix, opts.Keyring),
+		prefix:   opts.Prefix,
+		id:       opts.ReplicaID,
+		conns:    map[string]*conn{},
+		ready:    make(chan struct{}),
+		stepDown: make(chan struct{}),
 	}
 	b.metrics = nopMetrics{}
 	if opts.Proxy.Logger == nil {
@@ -213,6 +216,11 @@ func (b *Broker) Run(ctx context.Context) error {
 	b.inflight.Wait()
 	return nil
 }
+
+// StepDown resigns leadership at once and stops campaigning, while the cache
+// keeps following etcd so that calls in flight still see new tokens: the
+// first step of a graceful shutdown. Run still needs its context canceled.
+func (b *Broker) StepDown() { b.stepOnce.Do(func() { close(b.stepDown) }) }
 
 // apply puts a record into the cache if it is newer. Generations never go
 // back: a lower generation than the cached one is ignored.

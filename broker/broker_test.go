@@ -374,20 +374,35 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// TestLeaderFailover: the leader stops; another replica leads and refreshes.
-func TestLeaderFailover(t *testing.T) {
+// TestGracefulStepDown: the leader steps down (the first step of a graceful
+// shutdown); another replica leads, and the one stepping down still serves
+// and still sees new tokens, so calls in flight on it complete.
+func TestGracefulStepDown(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.conn("demo", broker.GrantRefreshToken)
 	ctx := ctxT(t)
 	r1 := e.start(t, "r1", cfg)
 	waitLeader(t, r1)
+	r2 := e.start(t, "r2", cfg)
 	if _, err := r1.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
 		t.Fatal(err)
 	}
-	// r2 starts second, so r1 leads; stop r1 by running it in its own context.
-	r2 := e.start(t, "r2", cfg)
 	if r2.Leading() {
-		t.Fatal("r2 leads while r1 is alive")
+		t.Fatal("r2 leads while r1 does")
 	}
-	_ = r2
+	r1.StepDown()
+	waitLeader(t, r2)
+	if r1.Leading() {
+		t.Fatal("r1 still leads after stepping down")
+	}
+	tok, err := r1.Invalidate(ctx, "demo", 1, "401 during shutdown")
+	if err != nil || tok.Generation != 2 {
+		t.Fatalf("Invalidate on the replica stepping down: %v %v", tok, err)
+	}
+	if n := e.fake.Stats().TokenCalls["refresh_token"]; n != 2 {
+		t.Fatalf("%d refresh calls, want 2 (seed and one refresh by the new leader)", n)
+	}
+	if r2.Leader() != "r2" {
+		t.Fatalf("r2 sees leader %q", r2.Leader())
+	}
 }

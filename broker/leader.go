@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +42,11 @@ func (b *Broker) runSessions(ctx context.Context) {
 	ttl := int(b.timing.SessionTTL / time.Second)
 	failures := 0
 	for ctx.Err() == nil {
+		select {
+		case <-b.stepDown:
+			return
+		default:
+		}
 		sess, err := concurrency.NewSession(b.opts.Client, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
 		if err != nil {
 			failures++
@@ -75,19 +79,22 @@ func (b *Broker) runSession(ctx context.Context, sess *concurrency.Session) {
 	case <-lost:
 		b.log.Warn("leadership lost; starting a new session")
 	case <-ctx.Done():
+	case <-b.stepDown:
 	}
+	graceful := ctx.Err() != nil || isClosed(b.stepDown)
 	cancel()
 	wg.Wait()
-	if ctx.Err() != nil {
+	if graceful {
 		// Graceful stop: resign first so a successor leads at once, then
 		// revoke the lease, which also removes the replica's registration.
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		if b.leading.Load() || election.Key() != "" {
+		if election.Key() != "" {
 			if err := election.Resign(rctx); err != nil {
 				b.log.Warn("resign failed", "err", err)
+			} else {
+				b.log.Info("resigned leadership")
 			}
 		}
-		b.leading.Store(false)
 		rcancel()
 	}
 	b.leading.Store(false)
@@ -243,4 +250,11 @@ func (b *Broker) Replicas(ctx context.Context) ([]ReplicaInfo, error) {
 	return out, nil
 }
 
-var _ = strconv.Itoa
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
