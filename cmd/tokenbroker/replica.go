@@ -156,6 +156,7 @@ func runReplica(ctx context.Context, o replicaOptions) error {
 		o.Logger.Warn("grace period over; closing remaining calls")
 		srv.GRPC.Stop()
 	}
+	o.Logger.Debug("drained")
 	stopBroker()
 	if httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
