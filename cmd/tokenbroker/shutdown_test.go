@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"io"
-	"os"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 	"time"
