@@ -229,7 +229,7 @@ func (c ConnectionConfig) Validate(prefix string) []error {
 		}
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" || p.User != nil || p.RawQuery != "" || p.Fragment != "" {
-			bad(field, "%q is not an http(s) URL without user, query or fragment", u)
+			bad(field, "is not an http(s) URL without user info, query or fragment")
 		}
 	}
 	checkURL("token_url", c.TokenURL, true)

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -60,20 +59,11 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	policy := server.Policy{
-		Disabled:               len(f.Auth.APIKeys) == 0 && f.TLS.ClientCAFile == "",
-		APIKeys:                map[string]string{},
-		Access:                 map[string]server.Access{},
-		ReflectionRequiresAuth: f.Auth.ReflectionRequiresAuth,
-	}
-	for _, k := range f.Auth.APIKeys {
-		policy.APIKeys[strings.ToLower(k.SHA256)] = k.Name
-	}
+	// config.Validate insists on at least one way for callers to
+	// authenticate, so authentication is never off in serve.
+	policy := server.Policy{APIKeys: f.APIKeyHashes(), Access: map[string]server.Access{}, ReflectionRequiresAuth: f.Auth.ReflectionRequiresAuth}
 	for name, a := range f.Access() {
-		policy.Access[name] = server.Access{Token: a.Token, Call: a.Call, Admin: a.Admin}
-	}
-	if policy.Disabled && !f.TLS.Insecure {
-		return errors.New("no callers are configured (auth.api_keys or tls.client_ca_file): refusing to hand out tokens to anyone; set tls.insecure for a loopback demo")
+		policy.Access[name] = server.Access(a)
 	}
 	return runReplica(ctx, replicaOptions{
 		Config: bcfg, Client: cli, Prefix: f.Etcd.Prefix, Keyring: keys,
