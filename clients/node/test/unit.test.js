@@ -98,7 +98,7 @@ describe('connect against a stand-in broker', () => {
   });
 
   test('getToken converts the token and sends the API key and a deadline', async () => {
-    const c = connect(addr, { insecure: true, apiKey: 'my-key', timeoutMs: 5000 });
+    const c = connect(addr, { insecure: true, apiKey: 'my-key' });
     try {
       const tok = await c.getToken('demo');
       assert.equal(tok.generation, 7);
