@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -195,6 +196,26 @@ func TestRedaction(t *testing.T) {
 		t.Fatalf("only %d secrets recorded: the capture is broken", len(all))
 	}
 	out, seen := logs.String(), h.seen.String()
+	// The whole etcd keyspace after the scenario: sealed, no token or secret.
+	dump, err := etcd.Client.Get(ctx, "\x00", clientv3.WithFromKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keyspace strings.Builder
+	for _, kv := range dump.Kvs {
+		keyspace.Write(kv.Key)
+		keyspace.WriteByte(' ')
+		keyspace.Write(kv.Value)
+		keyspace.WriteByte('\n')
+	}
+	if !strings.Contains(keyspace.String(), `"kid"`) {
+		t.Fatal("the keyspace dump holds no sealed record: the dump is broken")
+	}
+	for _, s := range all {
+		if strings.Contains(keyspace.String(), s) {
+			t.Errorf("the etcd keyspace holds %.12s… in plaintext", s)
+		}
+	}
 	for _, want := range []string{`"msg":"panic in handler"`, `"msg":"token refreshed"`, `"msg":"finished call"`, "[redacted]", `"msg":"seed refused"`} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("the logs lack %s: the capture is broken", want)
