@@ -310,6 +310,12 @@ func (b *Broker) logOutcome(c *conn, rec Record, o outcome) {
 	switch {
 	case o.err == nil:
 		log.Info("token refreshed", "generation", rec.Generation, "expires_at", rec.ExpiresAt, "fingerprint", Fingerprint(rec.AccessToken), "rotated", o.tok.Rotated)
+		if lt := c.cfg.RefreshTokenLifetime; lt > 0 && !rec.LoginAt.IsZero() {
+			dies := rec.LoginAt.Add(lt)
+			if left := dies.Sub(b.clock.Now()); left < c.cfg.RefreshTokenWarning {
+				log.Warn("the refresh token dies soon whatever the rotation: log in again", "dies_at", dies, "left", left.Round(time.Minute))
+			}
+		}
 	case rec.State == StateNeedsReauth:
 		log.Error("credentials refused for good; connection needs a new login", "reason", rec.Reason)
 	default:
