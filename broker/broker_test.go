@@ -46,6 +46,13 @@ func (e *env) conn(name, grant string) broker.ConnectionConfig {
 // start runs a replica until the test ends and waits until its cache is synced.
 func (e *env) start(t *testing.T, id string, conns ...broker.ConnectionConfig) *broker.Broker {
 	t.Helper()
+	b, _ := e.startStoppable(t, id, conns...)
+	return b
+}
+
+// startStoppable is start that also returns a function stopping the replica.
+func (e *env) startStoppable(t *testing.T, id string, conns ...broker.ConnectionConfig) (*broker.Broker, func()) {
+	t.Helper()
 	cli, err := etcd.NewClient()
 	if err != nil {
 		t.Fatal(err)
@@ -65,13 +72,15 @@ func (e *env) start(t *testing.T, id string, conns ...broker.ConnectionConfig) *
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { b.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; cli.Close() })
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done; cli.Close() }) }
+	t.Cleanup(stop)
 	select {
 	case <-b.Ready():
 	case <-time.After(30 * time.Second):
 		t.Fatal("cache not synced")
 	}
-	return b
+	return b, stop
 }
 
 // eventually waits for cond, failing the test after a generous deadline.
@@ -404,5 +413,65 @@ func TestGracefulStepDown(t *testing.T) {
 	}
 	if r2.Leader() != "r2" {
 		t.Fatalf("r2 sees leader %q", r2.Leader())
+	}
+}
+
+// TestClientCredentialsRecovers: a client_credentials connection refused for
+// its secret goes to NEEDS_REAUTH; after the secret is fixed (a restart with
+// the new config), RefreshNow brings it back. No refresh token can be lost.
+func TestClientCredentialsRecovers(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	bad := e.conn("s2s", broker.GrantClientCredentials)
+	bad.ClientSecret = "wrong-secret"
+	r1, stop := e.startStoppable(t, "r1", bad)
+	eventually(t, "NEEDS_REAUTH", func() bool { st, _ := r1.Status("s2s"); return st.State == broker.StateNeedsReauth })
+	if _, err := r1.GetToken(ctx, "s2s", 0); !errors.Is(err, broker.ErrNeedsReauth) {
+		t.Fatalf("GetToken with a refused secret: %v", err)
+	}
+	stop()
+	e.clock.Advance(time.Second)
+	r2 := e.start(t, "r2", e.conn("s2s", broker.GrantClientCredentials))
+	waitLeader(t, r2)
+	st, err := r2.RefreshNow(ctx, "s2s")
+	if err != nil || st.State != broker.StateOK || st.Generation != 1 {
+		t.Fatalf("RefreshNow after fixing the secret: %+v %v", st, err)
+	}
+}
+
+// TestLostKey: records sealed with a key the replica lacks put only their own
+// connection in an error state with a clear reason; a client_credentials
+// connection simply fetches a new token over its record.
+func TestLostKey(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	user, s2s := e.conn("user", broker.GrantRefreshToken), e.conn("s2s", broker.GrantClientCredentials)
+	r1, stop := e.startStoppable(t, "r1", user, s2s)
+	if _, err := r1.Seed(ctx, "user", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "s2s token", func() bool { _, err := r1.GetToken(ctx, "s2s", 0); return err == nil })
+	stop()
+	e.keys = seal.Generate("other-key")
+	fresh := e.conn("fresh", broker.GrantRefreshToken)
+	r2 := e.start(t, "r2", user, s2s, fresh)
+	_, err := r2.GetToken(ctx, "user", 0)
+	if !errors.Is(err, broker.ErrKeyUnavailable) || !strings.Contains(err.Error(), `"k1"`) {
+		t.Fatalf("GetToken of a record sealed with a missing key: %v", err)
+	}
+	if st, _ := r2.Status("user"); st.State != broker.StateDegraded || !strings.Contains(st.Reason, "k1") {
+		t.Fatalf("status of the unreadable connection: %+v", st)
+	}
+	eventually(t, "s2s refetched under the new key", func() bool {
+		tok, err := r2.GetToken(ctx, "s2s", 0)
+		return err == nil && tok.Generation == 2
+	})
+	// Other connections keep working: a new seed of another connection.
+	if _, err := r2.Seed(ctx, "fresh", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
+		t.Fatalf("seeding another connection: %v", err)
+	}
+	// A new login repairs the unreadable one.
+	if st, err := r2.Seed(ctx, "user", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil || st.State != broker.StateOK {
+		t.Fatalf("re-seeding the unreadable connection: %+v %v", st, err)
 	}
 }

@@ -22,11 +22,16 @@ type step struct {
 // record, the pending requests and the clock.
 func (b *Broker) plan(c *conn, v *Versioned, now time.Time) step {
 	rec := &v.Record
+	selfServe := c.cfg.Grant == GrantClientCredentials // no refresh token to lose
 	if v.Unreadable != "" {
-		return step{}
+		if selfServe {
+			// A record sealed with a lost key: fetch a new token over it.
+			return step{cause: CauseSchedule}
+		}
+		return step{} // needs a new seed
 	}
 	if v.Revision == 0 {
-		if c.cfg.Grant == GrantClientCredentials {
+		if selfServe {
 			return step{cause: CauseSchedule}
 		}
 		return step{} // NEEDS_SEED: wait for a seed
@@ -37,7 +42,14 @@ func (b *Broker) plan(c *conn, v *Versioned, now time.Time) step {
 		}
 		return step{cause: CauseRecovery}
 	}
-	if rec.State == StateNeedsReauth || (rec.State == StateNeedsSeed && c.cfg.Grant == GrantRefreshToken) {
+	if rec.State == StateNeedsReauth {
+		if selfServe && c.admin.Load() {
+			// RefreshNow after the operator fixed the client secret.
+			return step{cause: CauseAdmin}
+		}
+		return step{}
+	}
+	if rec.State == StateNeedsSeed && !selfServe {
 		return step{}
 	}
 	if c.admin.Load() {

@@ -83,7 +83,7 @@ func (b *Broker) GetToken(ctx context.Context, name string, minValidity time.Dur
 	if err := b.request(ctx, c, tok.Generation, CauseDemand); err != nil {
 		return Token{}, err
 	}
-	tok, err = b.wait(ctx, c, tok.Generation)
+	tok, err = b.wait(ctx, c, tok.Generation, time.Time{})
 	if err != nil {
 		return Token{}, err
 	}
@@ -123,11 +123,14 @@ func (b *Broker) Invalidate(ctx context.Context, name string, gen uint64, reason
 	if err := b.request(ctx, c, cur, CauseDemand); err != nil {
 		return Token{}, err
 	}
-	return b.wait(ctx, c, cur)
+	return b.wait(ctx, c, cur, time.Time{})
 }
 
-// wait waits for a servable token of a generation greater than gen.
-func (b *Broker) wait(ctx context.Context, c *conn, gen uint64) (Token, error) {
+// wait waits for a servable token of a generation greater than gen. A
+// connection that cannot get one (NEEDS_REAUTH, or a record this replica
+// cannot open) ends the wait at once; with since set, only once an attempt
+// made since then has failed.
+func (b *Broker) wait(ctx context.Context, c *conn, gen uint64, since time.Time) (Token, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, b.timing.Wait)
@@ -141,10 +144,11 @@ func (b *Broker) wait(ctx context.Context, c *conn, gen uint64) (Token, error) {
 				return tok, nil
 			}
 		}
-		if v.Unreadable != "" {
+		settled := since.IsZero() || (rec.Claim == nil && !rec.LastAttemptAt.Before(since))
+		if v.Unreadable != "" && settled {
 			return Token{}, fmt.Errorf("%w: %s", ErrKeyUnavailable, v.Unreadable)
 		}
-		if rec.State == StateNeedsReauth && rec.Claim == nil && rec.Generation == gen {
+		if rec.State == StateNeedsReauth && rec.Claim == nil && rec.Generation == gen && settled {
 			return Token{}, fmt.Errorf("%w: %s", ErrNeedsReauth, rec.Reason)
 		}
 		select {
@@ -243,7 +247,7 @@ func (b *Broker) Seed(ctx context.Context, name string, s Seed) (Status, error) 
 	if err := b.finish(life, c, rec.Generation, o); err != nil {
 		return Status{}, err
 	}
-	if _, err := b.wait(ctx, c, rec.Generation); err != nil {
+	if _, err := b.wait(ctx, c, rec.Generation, time.Time{}); err != nil {
 		return Status{}, err
 	}
 	return b.Status(name)
@@ -259,19 +263,28 @@ func (b *Broker) RefreshNow(ctx context.Context, name string) (Status, error) {
 		return Status{}, ErrNotReady
 	}
 	v := c.cur.Load()
-	if _, err := b.servable(c, v, b.clock.Now()); errors.Is(err, ErrNeedsSeed) || errors.Is(err, ErrNeedsReauth) || errors.Is(err, ErrKeyUnavailable) {
-		return Status{}, err
-	}
-	// NEEDS_REAUTH with a still-valid access token passes servable; an admin
-	// request now would stay pending on the leader and fire after the next seed.
-	if rec := &v.Record; rec.State == StateNeedsReauth && rec.Claim == nil {
-		return Status{}, fmt.Errorf("%w: %s", ErrNeedsReauth, rec.Reason)
+	// A client_credentials connection has no refresh token to lose: RefreshNow
+	// is how an operator retries it after fixing its secret (NEEDS_REAUTH) or
+	// replaces a record sealed with a lost key.
+	if c.cfg.Grant == GrantRefreshToken {
+		if _, err := b.servable(c, v, b.clock.Now()); errors.Is(err, ErrNeedsSeed) || errors.Is(err, ErrNeedsReauth) || errors.Is(err, ErrKeyUnavailable) {
+			return Status{}, err
+		}
+		// NEEDS_REAUTH with a still-valid access token passes servable; an admin
+		// request now would stay pending on the leader and fire after the next seed.
+		if rec := &v.Record; rec.State == StateNeedsReauth && rec.Claim == nil {
+			return Status{}, fmt.Errorf("%w: %s", ErrNeedsReauth, rec.Reason)
+		}
 	}
 	gen := v.Record.Generation
+	var since time.Time
+	if c.cfg.Grant == GrantClientCredentials {
+		since = b.clock.Now()
+	}
 	if err := b.request(ctx, c, gen, CauseAdmin); err != nil {
 		return Status{}, err
 	}
-	if _, err := b.wait(ctx, c, gen); err != nil {
+	if _, err := b.wait(ctx, c, gen, since); err != nil {
 		return Status{}, err
 	}
 	return b.Status(name)
