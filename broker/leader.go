@@ -218,7 +218,18 @@ func (b *Broker) request(ctx context.Context, c *conn, gen uint64, cause Cause) 
 	}
 	raw, _ := json.Marshal(refreshRequest{Generation: gen, Cause: cause})
 	key := b.requestPrefix() + c.cfg.Name + "/" + b.id + "-" + string(cause)
-	if _, err := b.opts.Client.Put(ctx, key, string(raw)); err != nil {
+	// Without an etcd leader (quorum lost) a plain Put is retried by the etcd
+	// client until the caller's deadline, so the caller would see its own
+	// deadline pass instead of UNAVAILABLE, and a caller without a deadline
+	// would wait until the quorum is back. Require a leader, which fails at
+	// once, and bound the write by Timing.Wait like the wait that follows.
+	pctx := clientv3.WithRequireLeader(ctx)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(pctx, b.timing.Wait)
+		defer cancel()
+	}
+	if _, err := b.opts.Client.Put(pctx, key, string(raw)); err != nil {
 		return storeErr(err)
 	}
 	if cause != CauseAdmin {
