@@ -109,7 +109,20 @@ func (b *Broker) Invalidate(ctx context.Context, name string, gen uint64, reason
 	v := c.cur.Load()
 	cur := v.Record.Generation
 	if gen > cur {
-		return Token{}, fmt.Errorf("%w: reported generation %d, current is %d", ErrGenerationAhead, gen, cur)
+		// The caller may hold a token from a replica whose watch is ahead of
+		// ours: ask etcd before calling the report wrong.
+		stored, err := b.store.Load(ctx, name)
+		if err != nil {
+			return Token{}, err
+		}
+		if gen > stored.Record.Generation {
+			return Token{}, fmt.Errorf("%w: reported generation %d, current is %d", ErrGenerationAhead, gen, stored.Record.Generation)
+		}
+		if _, err := b.wait(ctx, c, gen-1, time.Time{}); err != nil {
+			return Token{}, err
+		}
+		v = c.cur.Load()
+		cur = v.Record.Generation
 	}
 	now := b.clock.Now()
 	tok, err := b.servable(c, v, now)
