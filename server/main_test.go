@@ -1,12 +1,9 @@
 package server_test
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/tokenbroker/tokenbroker/internal/embedetcd"
 )
@@ -15,25 +12,7 @@ import (
 // works under its own key prefix.
 var etcd *embedetcd.Server
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "server-test-etcd")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	etcd, err = embedetcd.Start(ctx, embedetcd.Options{Dir: dir})
-	cancel()
-	if err != nil {
-		os.RemoveAll(dir)
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	etcd.Close()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { embedetcd.TestMain(m, &etcd) }
 
 var prefixes atomic.Int64
 

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -414,7 +413,7 @@ func grpcurlBuild(t *testing.T, root, dir string) string {
 // once its connection "demo" is seeded. Cleanup stops it.
 func grpcurlStartDemo(t *testing.T) (addr, fakeURL string) {
 	t.Helper()
-	addr, fakeAddr := grpcurlFreeAddr(t), grpcurlFreeAddr(t)
+	addr, fakeAddr := freePort(t), freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -472,16 +471,6 @@ func grpcurlStartDemo(t *testing.T) (addr, fakeURL string) {
 		case <-tick.C:
 		}
 	}
-}
-
-func grpcurlFreeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // grpcurlRun runs grpcurl in dir with stdin from the file of that name (if

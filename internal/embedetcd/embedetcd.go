@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -106,4 +107,27 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// TestMain starts one member in a temporary directory for a test binary,
+// stores it in *srv, runs the tests and exits: the TestMain of packages whose
+// tests share one etcd (each test under its own key prefix).
+func TestMain(m interface{ Run() int }, srv **Server) {
+	dir, err := os.MkdirTemp("", "tokenbroker-test-etcd")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	*srv, err = Start(ctx, Options{Dir: dir})
+	cancel()
+	if err != nil {
+		os.RemoveAll(dir)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	(*srv).Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
