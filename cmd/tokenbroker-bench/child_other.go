@@ -1,0 +1,9 @@
+//go:build !linux
+
+package main
+
+import "os/exec"
+
+func setDeathSignal(*exec.Cmd) {}
+
+func fsType(string) string { return "unknown" }
