@@ -162,7 +162,7 @@ func serverCreds(f *config.File, log *slog.Logger) ([]grpc.ServerOption, error) 
 		log.Warn("plaintext gRPC: tokens cross the network unencrypted; use only on loopback")
 		return nil, nil
 	}
-	r := &certReloader{cert: f.TLS.CertFile, key: f.TLS.KeyFile, log: log}
+	r := &certReloader{cert: f.TLS.CertFile, key: f.TLS.KeyFile, log: log, every: time.Second}
 	if _, err := r.get(); err != nil {
 		return nil, err
 	}
@@ -196,6 +196,7 @@ func loadPool(path string) (*x509.CertPool, error) {
 type certReloader struct {
 	cert, key string
 	log       *slog.Logger
+	every     time.Duration // how often the files are looked at (default 1s)
 
 	mu      sync.Mutex
 	loaded  *tls.Certificate
@@ -207,7 +208,7 @@ func (r *certReloader) get() (*tls.Certificate, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
-	if r.loaded != nil && now.Sub(r.checked) < time.Second {
+	if r.loaded != nil && now.Sub(r.checked) < r.every {
 		return r.loaded, nil
 	}
 	r.checked = now
