@@ -88,6 +88,7 @@ type conn struct {
 	demand    atomic.Uint64 // leader: highest generation reported bad + 1
 	admin     atomic.Bool   // leader: RefreshNow pending
 	requested atomic.Uint64 // this replica: highest generation requested + 1
+	reqMu     sync.Mutex    // serialises the write of a request
 
 	refreshes     atomic.Uint64
 	invalidations atomic.Uint64

@@ -210,10 +210,17 @@ func (b *Broker) takeRequest(ctx context.Context, key, value []byte, rev int64) 
 }
 
 // request asks the leader, through etcd, to refresh generation gen.
+// Reports of one generation on this replica make one write: the first
+// caller writes while the others wait for it, then find it done.
 func (b *Broker) request(ctx context.Context, c *conn, gen uint64, cause Cause) error {
 	if cause != CauseAdmin {
 		if c.requested.Load() >= gen+1 {
 			return nil // this replica asked already; the leader reads it from etcd
+		}
+		c.reqMu.Lock()
+		defer c.reqMu.Unlock()
+		if c.requested.Load() >= gen+1 {
+			return nil
 		}
 	}
 	raw, _ := json.Marshal(refreshRequest{Generation: gen, Cause: cause})
@@ -232,13 +239,8 @@ func (b *Broker) request(ctx context.Context, c *conn, gen uint64, cause Cause) 
 	if _, err := b.opts.Client.Put(pctx, key, string(raw)); err != nil {
 		return storeErr(err)
 	}
-	if cause != CauseAdmin {
-		for {
-			old := c.requested.Load()
-			if old >= gen+1 || c.requested.CompareAndSwap(old, gen+1) {
-				break
-			}
-		}
+	if cause != CauseAdmin && c.requested.Load() < gen+1 {
+		c.requested.Store(gen + 1) // under reqMu
 	}
 	return nil
 }
