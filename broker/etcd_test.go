@@ -28,6 +28,15 @@ func TestEtcdStoreConformance(t *testing.T) {
 					}
 				}
 			},
+			Compact: func(t *testing.T) {
+				resp, err := etcd.Client.Get(context.Background(), "compact-marker")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := etcd.Client.Compact(context.Background(), resp.Header.Revision); err != nil {
+					t.Fatal(err)
+				}
+			},
 		}
 	})
 }
@@ -68,5 +77,42 @@ func TestEtcdStoreSealsTokens(t *testing.T) {
 	}
 	if v, _ := s.Load(ctx, "b"); v.Unreadable == "" {
 		t.Fatal("a record copied to another connection opened")
+	}
+}
+
+// TestRekey: after a new primary key, Rekey re-seals every record with it, so
+// a keyring holding only the new key opens them.
+func TestRekey(t *testing.T) {
+	ctx := context.Background()
+	prefix := newPrefix()
+	f1, err := seal.NewKeyFile(seal.File{}, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, _ := f1.Keyring()
+	s1 := broker.NewEtcdStore(etcd.Client, prefix, k1)
+	for _, name := range []string{"a", "b"} {
+		if _, err := s1.Put(ctx, name, broker.Record{Generation: 1, AccessToken: "at-" + name, RefreshToken: "rt-" + name}, broker.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f2, err := seal.NewKeyFile(f1, "k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := f2.Keyring()
+	n, err := broker.NewEtcdStore(etcd.Client, prefix, k2).Rekey(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("Rekey: %d records, %v", n, err)
+	}
+	onlyK2, _ := seal.File{Primary: "k2", Keys: map[string]string{"k2": f2.Keys["k2"]}}.Keyring()
+	for _, name := range []string{"a", "b"} {
+		v, err := broker.NewEtcdStore(etcd.Client, prefix, onlyK2).Load(ctx, name)
+		if err != nil || v.Unreadable != "" || v.Record.AccessToken != "at-"+name || v.Record.RefreshToken != "rt-"+name {
+			t.Fatalf("%s after rekey under k2 alone: %q %v", name, v.Unreadable, err)
+		}
+	}
+	if n, err := broker.NewEtcdStore(etcd.Client, prefix, k2).Rekey(ctx); err != nil || n != 0 {
+		t.Fatalf("second Rekey: %d, %v (want nothing left to do)", n, err)
 	}
 }

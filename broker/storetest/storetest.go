@@ -18,6 +18,8 @@ type Harness struct {
 	Store broker.Store
 	// NewFence returns a fence that holds until drop is called.
 	NewFence func(t *testing.T) (f broker.Fence, drop func())
+	// Compact discards the history before the store's current revision.
+	Compact func(t *testing.T)
 }
 
 // Run runs the suite. newHarness must return an empty store each call.
@@ -33,6 +35,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"Fence", testFence},
 		{"LoadAll", testLoadAll},
 		{"WatchInOrder", testWatch},
+		{"WatchCompacted", testWatchCompacted},
 		{"Delete", testDelete},
 		{"NoLostUpdates", testNoLostUpdates},
 	}
@@ -188,6 +191,27 @@ func testWatch(t *testing.T, h Harness) {
 	}
 	cancel()
 	<-done
+}
+
+// testWatchCompacted: a watch from a revision that is gone says so, so that
+// the cache knows to load everything again.
+func testWatchCompacted(t *testing.T, h Harness) {
+	c := ctx(t)
+	_, rev, err := h.Store.LoadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := int64(0)
+	for g := uint64(1); g <= 3; g++ {
+		if r, err = h.Store.Put(c, "w", broker.Record{Generation: g}, broker.Cond{Revision: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Compact(t)
+	err = h.Store.Watch(c, rev, func(string, broker.Versioned) {})
+	if !errors.Is(err, broker.ErrCompacted) {
+		t.Fatalf("watch from a compacted revision: %v, want ErrCompacted", err)
+	}
 }
 
 func testDelete(t *testing.T, h Harness) {
