@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tokenbroker/tokenbroker/broker"
 )
@@ -377,6 +379,17 @@ const maxFileSize = 1 << 20
 func Parse(data []byte) (*File, error) {
 	if len(data) > maxFileSize {
 		return nil, Problems{{Message: fmt.Sprintf("config is %d bytes, more than the limit of %d", len(data), maxFileSize)}}
+	}
+	// A config file is UTF-8 text. Anything else is refused before the YAML
+	// parser sees it: go.yaml.in/yaml/v2's reader can loop forever on some
+	// malformed byte sequences (found by FuzzParse).
+	if !utf8.Valid(data) {
+		return nil, Problems{{Message: "config is not UTF-8 text"}}
+	}
+	if i := bytes.IndexFunc(data, func(r rune) bool {
+		return (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f || r == 0xfeff
+	}); i >= 0 {
+		return nil, Problems{{Message: fmt.Sprintf("config holds a control character or byte-order mark at byte %d", i)}}
 	}
 	f := Default()
 	probs := decodeYAML(data, f)

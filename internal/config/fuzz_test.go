@@ -30,6 +30,12 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("connections:\n  - name: a\n    client_secret: s\netcd: {password: p}\n"))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 4<<10 {
+			// Mutants of the large example file starve the coverage-guided
+			// workers (go.yaml.in/yaml/v2's reader spends seconds on some):
+			// fuzz the structure with smaller files.
+			return
+		}
 		file, err := Parse(data)
 		if err != nil {
 			var ps Problems
