@@ -3,26 +3,13 @@ package hatest
 import (
 	"testing"
 	"time"
-
-	"github.com/tokenbroker/tokenbroker/fakeadobe"
-	"github.com/tokenbroker/tokenbroker/internal/cluster"
 )
 
 // TestEtcdMemberFrozen: the etcd member that leads the raft group is frozen
 // with SIGSTOP (alive to TCP, silent to everything: the hardest kind of
 // member failure for clients attached to it), then continued.
 func TestEtcdMemberFrozen(t *testing.T) {
-	etcd := cluster.StartEtcd(t, 3)
-	adobe := cluster.StartAdobe(t, fakeadobe.Options{})
-	rs := cluster.StartReplicas(t, etcd, 2, config(adobe))
-	rs.MustLeader(waitLong)
-	seed(t, rs, 0, adobe)
-	waitGen(t, rs, 0, 1)
-	waitGen(t, rs, 1, 1)
-	adobe.ResetStats()
-	var h cluster.History
-	l := startLoad(t, rs, &h, 1)
-	l.waitCalls(t, 50)
+	etcd, adobe, rs, h, l := seededUnderLoad(t)
 
 	m, err := etcd.Leader()
 	if err != nil {
@@ -35,11 +22,11 @@ func TestEtcdMemberFrozen(t *testing.T) {
 	rs.MustLeader(waitLong)
 	t.Logf("replicas agree on a leader %s after the freeze", since(t0))
 	t1 := time.Now()
-	invalidate(t, rs, &h, 0, 1)
+	invalidate(t, rs, h, 0, 1)
 	t.Logf("Invalidate(1) on replica 0 took %s", since(t1))
 	waitGen(t, rs, 1, 2)
 	t1 = time.Now()
-	invalidate(t, rs, &h, 1, 2)
+	invalidate(t, rs, h, 1, 2)
 	t.Logf("Invalidate(2) on replica 1 took %s", since(t1))
 	waitGen(t, rs, 0, 3)
 	l.waitCalls(t, 100)
@@ -47,7 +34,7 @@ func TestEtcdMemberFrozen(t *testing.T) {
 	etcd.Cont(m)
 	etcd.MustWaitHealthy()
 	t.Logf("etcd member %d continued after %s", m, since(t0))
-	invalidate(t, rs, &h, 0, 3)
+	invalidate(t, rs, h, 0, 3)
 	waitGen(t, rs, 1, 4)
 	l.waitCalls(t, 100)
 	l.finish(t)

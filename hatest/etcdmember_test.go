@@ -3,9 +3,6 @@ package hatest
 import (
 	"testing"
 	"time"
-
-	"github.com/tokenbroker/tokenbroker/fakeadobe"
-	"github.com/tokenbroker/tokenbroker/internal/cluster"
 )
 
 // TestEtcdMemberKilled: the etcd member that leads the raft group is killed
@@ -13,17 +10,7 @@ import (
 // works (GetToken without a single failure, Invalidate yields the next
 // generation), and still after it rejoined.
 func TestEtcdMemberKilled(t *testing.T) {
-	etcd := cluster.StartEtcd(t, 3)
-	adobe := cluster.StartAdobe(t, fakeadobe.Options{})
-	rs := cluster.StartReplicas(t, etcd, 2, config(adobe))
-	rs.MustLeader(waitLong)
-	seed(t, rs, 0, adobe)
-	waitGen(t, rs, 0, 1)
-	waitGen(t, rs, 1, 1)
-	adobe.ResetStats()
-	var h cluster.History
-	l := startLoad(t, rs, &h, 1)
-	l.waitCalls(t, 50)
+	etcd, adobe, rs, h, l := seededUnderLoad(t)
 
 	m, err := etcd.Leader()
 	if err != nil {
@@ -34,7 +21,7 @@ func TestEtcdMemberKilled(t *testing.T) {
 	etcd.MustWaitHealthy()
 	t.Logf("killed etcd member %d, the raft leader; the other two agree on a new leader %s later", m, since(t0))
 	rs.MustLeader(waitLong)
-	invalidate(t, rs, &h, 0, 1)
+	invalidate(t, rs, h, 0, 1)
 	waitGen(t, rs, 1, 2)
 	l.waitCalls(t, 100)
 
@@ -42,7 +29,7 @@ func TestEtcdMemberKilled(t *testing.T) {
 	etcd.Restart(m)
 	etcd.MustWaitHealthy()
 	t.Logf("etcd member %d rejoined %s after its restart", m, since(t1))
-	invalidate(t, rs, &h, 1, 2)
+	invalidate(t, rs, h, 1, 2)
 	waitGen(t, rs, 0, 3)
 	l.waitCalls(t, 100)
 	l.finish(t)

@@ -3,6 +3,7 @@ package hatest
 import (
 	"context"
 	"fmt"
+	"github.com/tokenbroker/tokenbroker/fakeadobe"
 	"sync"
 	"testing"
 	"time"
@@ -230,3 +231,22 @@ func checkAdobe(t *testing.T, adobe *cluster.Adobe, want int) {
 
 // since formats the time from t0.
 func since(t0 time.Time) string { return time.Since(t0).Round(time.Millisecond).String() }
+
+// seededUnderLoad starts 3 etcd members, the fake Adobe and 2 replicas, seeds
+// the connection, waits until both replicas serve generation 1, and starts
+// GetToken load on both: the opening of the etcd fault tests.
+func seededUnderLoad(t *testing.T) (*cluster.Etcd, *cluster.Adobe, *cluster.Replicas, *cluster.History, *load) {
+	t.Helper()
+	etcd := cluster.StartEtcd(t, 3)
+	adobe := cluster.StartAdobe(t, fakeadobe.Options{})
+	rs := cluster.StartReplicas(t, etcd, 2, config(adobe))
+	rs.MustLeader(waitLong)
+	seed(t, rs, 0, adobe)
+	waitGen(t, rs, 0, 1)
+	waitGen(t, rs, 1, 1)
+	adobe.ResetStats()
+	h := &cluster.History{}
+	l := startLoad(t, rs, h, 1)
+	l.waitCalls(t, 50)
+	return etcd, adobe, rs, h, l
+}

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/clients"
-	"github.com/tokenbroker/tokenbroker/fakeadobe"
-	"github.com/tokenbroker/tokenbroker/internal/cluster"
 )
 
 // TestQuorumLoss: two of three etcd members are killed. The replicas keep
@@ -18,17 +16,7 @@ import (
 // same Invalidate then yields the next generation, and no refresh token was
 // lost.
 func TestQuorumLoss(t *testing.T) {
-	etcd := cluster.StartEtcd(t, 3)
-	adobe := cluster.StartAdobe(t, fakeadobe.Options{})
-	rs := cluster.StartReplicas(t, etcd, 2, config(adobe))
-	rs.MustLeader(waitLong)
-	seed(t, rs, 0, adobe)
-	waitGen(t, rs, 0, 1)
-	waitGen(t, rs, 1, 1)
-	adobe.ResetStats()
-	var h cluster.History
-	l := startLoad(t, rs, &h, 1)
-	l.waitCalls(t, 50)
+	etcd, adobe, rs, h, l := seededUnderLoad(t)
 
 	lead, err := etcd.Leader()
 	if err != nil {
@@ -73,9 +61,9 @@ func TestQuorumLoss(t *testing.T) {
 	t.Logf("etcd has a quorum again %s after the restarts", since(t1))
 	next := rs.MustLeader(waitLong)
 	t.Logf("replica %d leads %s after the restarts", next, since(t1))
-	invalidate(t, rs, &h, 0, 1)
+	invalidate(t, rs, h, 0, 1)
 	waitGen(t, rs, 1, 2)
-	invalidate(t, rs, &h, 1, 2)
+	invalidate(t, rs, h, 1, 2)
 	waitGen(t, rs, 0, 3)
 	l.waitCalls(t, 50)
 	l.finish(t)
