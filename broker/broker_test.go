@@ -83,6 +83,19 @@ func (e *env) startStoppable(t *testing.T, id string, conns ...broker.Connection
 	return b, stop
 }
 
+// seeded starts one replica with the connection "demo", seeds it and waits
+// until the replica leads.
+func (e *env) seeded(t *testing.T) (*broker.Broker, context.Context) {
+	t.Helper()
+	b := e.start(t, "r1", e.conn("demo", broker.GrantRefreshToken))
+	ctx := ctxT(t)
+	if _, err := b.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, b)
+	return b, ctx
+}
+
 // eventually waits for cond, failing the test after a generous deadline.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -195,12 +208,7 @@ func TestSeedServeInvalidate(t *testing.T) {
 
 func TestRefreshAheadOfExpiry(t *testing.T) {
 	e := newEnv(t)
-	b := e.start(t, "r1", e.conn("demo", broker.GrantRefreshToken))
-	ctx := ctxT(t)
-	if _, err := b.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
-		t.Fatal(err)
-	}
-	waitLeader(t, b)
+	b, ctx := e.seeded(t)
 	st, _ := b.Status("demo")
 	if st.NextRefreshAt.IsZero() || !st.NextRefreshAt.Before(st.ExpiresAt) {
 		t.Fatalf("next refresh %v, expiry %v", st.NextRefreshAt, st.ExpiresAt)
@@ -221,12 +229,7 @@ func TestRefreshAheadOfExpiry(t *testing.T) {
 
 func TestMinValidity(t *testing.T) {
 	e := newEnv(t)
-	b := e.start(t, "r1", e.conn("demo", broker.GrantRefreshToken))
-	ctx := ctxT(t)
-	if _, err := b.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
-		t.Fatal(err)
-	}
-	waitLeader(t, b)
+	b, ctx := e.seeded(t)
 	e.clock.Advance(2 * time.Hour)
 	tok, err := b.GetToken(ctx, "demo", 23*time.Hour)
 	if err != nil || tok.Generation != 2 {
@@ -239,12 +242,7 @@ func TestMinValidity(t *testing.T) {
 
 func TestRevokedRefreshTokenNeedsReauth(t *testing.T) {
 	e := newEnv(t)
-	b := e.start(t, "r1", e.conn("demo", broker.GrantRefreshToken))
-	ctx := ctxT(t)
-	if _, err := b.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
-		t.Fatal(err)
-	}
-	waitLeader(t, b)
+	b, ctx := e.seeded(t)
 	e.fake.RevokeRefreshTokens()
 	e.fake.ResetStats()
 	_, err := b.Invalidate(ctx, "demo", 1, "401")
@@ -312,12 +310,7 @@ func TestClientCredentials(t *testing.T) {
 
 func TestTransientFailureKeepsServingAndRetries(t *testing.T) {
 	e := newEnv(t)
-	b := e.start(t, "r1", e.conn("demo", broker.GrantRefreshToken))
-	ctx := ctxT(t)
-	if _, err := b.Seed(ctx, "demo", broker.Seed{RefreshToken: e.fake.IssueRefreshToken()}); err != nil {
-		t.Fatal(err)
-	}
-	waitLeader(t, b)
+	b, ctx := e.seeded(t)
 	e.fake.FailTokenCalls(1, 503)
 	st, _ := b.Status("demo")
 	e.clock.Advance(st.NextRefreshAt.Sub(e.clock.Now()) + time.Second)
