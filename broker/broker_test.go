@@ -468,3 +468,48 @@ func TestLostKey(t *testing.T) {
 		t.Fatalf("re-seeding the unreadable connection: %+v %v", st, err)
 	}
 }
+
+// TestNoRefreshLoop: fresh tokens reported bad again and again are not
+// refreshed faster than the minimum interval, and the state says so
+// (DESIGN.md invariant 7).
+func TestNoRefreshLoop(t *testing.T) {
+	e := newEnv(t)
+	b, ctx := e.seeded(t)
+	for gen := uint64(1); gen <= 2; gen++ {
+		tok, err := b.Invalidate(ctx, "demo", gen, "401")
+		if err != nil || tok.Generation != gen+1 {
+			t.Fatalf("Invalidate(%d): %v %v", gen, tok, err)
+		}
+	}
+	// The third report in a row within the interval waits for it.
+	type result struct {
+		tok broker.Token
+		err error
+	}
+	third := make(chan result, 1)
+	go func() {
+		tok, err := b.Invalidate(ctx, "demo", 3, "401")
+		third <- result{tok, err}
+	}()
+	eventually(t, "the throttle in the state", func() bool {
+		st, _ := b.Status("demo")
+		return st.State == broker.StateDegraded && strings.Contains(st.Reason, "throttled")
+	})
+	select {
+	case r := <-third:
+		t.Fatalf("the third report was answered while throttled: %v %v", r.tok, r.err)
+	default:
+	}
+	if n := e.fake.Stats().TokenCalls["refresh_token"]; n != 3 {
+		t.Fatalf("%d refresh calls, want 3 (seed and two refreshes)", n)
+	}
+	// Once the interval has passed, the pending report is served.
+	e.clock.Advance(time.Minute)
+	r := <-third
+	if r.err != nil || r.tok.Generation != 4 {
+		t.Fatalf("Invalidate after the interval: %v %v", r.tok, r.err)
+	}
+	if st, _ := b.Status("demo"); st.State != broker.StateOK {
+		t.Fatalf("state after the throttled refresh: %s", st.State)
+	}
+}
