@@ -161,11 +161,10 @@ type outcome struct {
 	interrupted *Claim
 }
 
-// refresh claims the connection (fenced by leadership), decides the cause
-// again on the freshly read record, calls the token endpoint and stores the
-// result. Between the identity
-// provider's answer and the store, the answer is never dropped while the
-// process lives.
+// refresh decides again on the freshly read record, claims the connection
+// (fenced by leadership), calls the token endpoint and stores the result.
+// Between the identity provider's answer and the store, the answer is never
+// dropped while the process lives.
 func (b *Broker) refresh(ctx context.Context, c *conn, fence *Fence) error {
 	name := c.cfg.Name
 	v, err := b.store.Load(ctx, name) // linearizable: never decide on a stale cache
