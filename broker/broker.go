@@ -236,7 +236,6 @@ func (b *Broker) apply(name string, v Versioned) {
 	}
 	nv := v
 	c.cur.Store(&nv)
-	b.metrics.Record(name, &nv)
 	c.mu.Lock()
 	close(c.changed)
 	c.changed = make(chan struct{})

@@ -5,8 +5,6 @@ import "time"
 // Metrics receives what the broker measures. Package cmd wires a Prometheus
 // implementation; labels are connection names and result codes, never secrets.
 type Metrics interface {
-	// Record is called with every record the cache takes in.
-	Record(connection string, v *Versioned)
 	// Refresh is called after each call to the token endpoint.
 	Refresh(connection, result string, took time.Duration)
 	// Invalidate is called for each Invalidate received.
@@ -17,7 +15,6 @@ type Metrics interface {
 
 type nopMetrics struct{}
 
-func (nopMetrics) Record(string, *Versioned)             {}
 func (nopMetrics) Refresh(string, string, time.Duration) {}
 func (nopMetrics) Invalidate(string)                     {}
 func (nopMetrics) Leading(bool)                          {}

@@ -45,7 +45,6 @@ func newMetrics(b *broker.Broker) *metrics {
 
 var _ broker.Metrics = (*metrics)(nil)
 
-func (m *metrics) Record(string, *broker.Versioned) {}
 func (m *metrics) Refresh(conn, result string, took time.Duration) {
 	m.refreshes.WithLabelValues(conn, result).Inc()
 	m.refreshTime.WithLabelValues(conn).Observe(took.Seconds())
