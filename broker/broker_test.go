@@ -513,3 +513,30 @@ func TestNoRefreshLoop(t *testing.T) {
 		t.Fatalf("state after the throttled refresh: %s", st.State)
 	}
 }
+
+// TestNeverServedPastExpiry: when refreshes keep failing, the token is served
+// while valid, then not at all: UNAVAILABLE with the reason, never an expired
+// token (DESIGN.md invariant 4).
+func TestNeverServedPastExpiry(t *testing.T) {
+	e := newEnv(t)
+	b, ctx := e.seeded(t)
+	e.fake.FailTokenCalls(1_000_000, 503)
+	tok, err := b.GetToken(ctx, "demo", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Just inside the margin: still served.
+	e.clock.Advance(tok.ExpiresAt.Sub(e.clock.Now()) - broker.DefaultTiming.ExpiryMargin - time.Second)
+	if _, err := b.GetToken(ctx, "demo", 0); err != nil {
+		t.Fatalf("GetToken before the margin: %v", err)
+	}
+	e.clock.Advance(2 * time.Second)
+	_, err = b.GetToken(ctx, "demo", 0)
+	if !errors.Is(err, broker.ErrTokenUnavailable) || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("GetToken within the margin of expiry: %v, want ErrTokenUnavailable naming the expiry", err)
+	}
+	eventually(t, "the failed refresh in the state", func() bool {
+		st, _ := b.Status("demo")
+		return st.State == broker.StateDegraded && st.LastResult != "ok"
+	})
+}
