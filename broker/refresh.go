@@ -194,7 +194,14 @@ func (b *Broker) refresh(ctx context.Context, c *conn, fence *Fence) error {
 	if v.Revision == 0 && claimed.State == "" {
 		claimed.State = StateNeedsSeed
 	}
-	if _, err := b.store.Put(ctx, name, claimed, Cond{Revision: v.Revision, Fence: fence}); err != nil {
+	// Once claiming starts it finishes, even if leadership ends meanwhile: a
+	// claim that etcd applied while this side gave up would block every
+	// refresh until its deadline. The fence keeps a deposed leader out.
+	life := context.WithoutCancel(ctx)
+	cctx, ccancel := context.WithTimeout(life, b.timing.TokenCallTimeout)
+	claimRev, err := b.store.Put(cctx, name, claimed, Cond{Revision: v.Revision, Fence: fence})
+	ccancel()
+	if err != nil {
 		return err
 	}
 	if cause == CauseAdmin {
@@ -205,7 +212,6 @@ func (b *Broker) refresh(ctx context.Context, c *conn, fence *Fence) error {
 
 	// The call and the store outlive leadership: a deposed leader may still
 	// store the rotated token if nobody wrote since (DESIGN.md invariant 3).
-	life := context.WithoutCancel(ctx)
 	callCtx, cancel := context.WithTimeout(life, b.timing.TokenCallTimeout)
 	start := b.clock.Now()
 	var tok provider.Token
@@ -220,7 +226,14 @@ func (b *Broker) refresh(ctx context.Context, c *conn, fence *Fence) error {
 		b.opts.AfterTokenCall(name)
 	}
 	c.refreshes.Add(1)
-	return b.finish(life, c, rec.Generation, outcome{tok: tok, err: err, cause: cause, interrupted: interrupted})
+	o := outcome{tok: tok, err: err, cause: cause, interrupted: interrupted}
+	// Fast path: nobody wrote since the claim, so the result replaces it.
+	res := b.resolve(c, claimed, o)
+	if _, perr := b.store.Put(life, name, res, Cond{Revision: claimRev}); perr == nil {
+		b.logOutcome(c, res, o)
+		return o.err
+	}
+	return b.finish(life, c, rec.Generation, o)
 }
 
 // finish stores an outcome. It compares the generation, not the revision:

@@ -221,7 +221,12 @@ func (b *Broker) Seed(ctx context.Context, name string, s Seed) (Status, error) 
 	if v.Revision == 0 {
 		claimed.State = StateNeedsSeed
 	}
-	rev, err := b.store.Put(ctx, name, claimed, Cond{Revision: v.Revision})
+	// As in refresh: a claim once sent is seen through, so that a caller who
+	// gives up does not leave a claim behind that blocks refreshes.
+	life := context.WithoutCancel(ctx)
+	cctx, ccancel := context.WithTimeout(life, b.timing.TokenCallTimeout)
+	rev, err := b.store.Put(cctx, name, claimed, Cond{Revision: v.Revision})
+	ccancel()
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
 			return Status{}, fmt.Errorf("%w: the record of %q changed meanwhile; seed again", ErrRefreshFailed, name)
@@ -230,7 +235,6 @@ func (b *Broker) Seed(ctx context.Context, name string, s Seed) (Status, error) 
 	}
 	b.inflight.Add(1)
 	defer b.inflight.Done()
-	life := context.WithoutCancel(ctx)
 	callCtx, cancel := context.WithTimeout(life, b.timing.TokenCallTimeout)
 	start := b.clock.Now()
 	var o outcome
