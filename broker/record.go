@@ -1,8 +1,7 @@
 package broker
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"github.com/tokenbroker/tokenbroker/internal/fingerprint"
 	"time"
 )
 
@@ -84,10 +83,4 @@ func (r *Record) Valid(now time.Time, margin time.Duration) bool {
 }
 
 // Fingerprint is a short SHA-256 fingerprint of a secret, safe for logs.
-func Fingerprint(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:4])
-}
+func Fingerprint(secret string) string { return fingerprint.Of(secret) }

@@ -1,10 +1,9 @@
 package clients
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/tokenbroker/tokenbroker/internal/fingerprint"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -57,13 +56,7 @@ func tokenFromProto(p *tokenbrokerv1.Token) (*Token, error) {
 
 // Fingerprint returns the first 8 hex digits of the SHA-256 of the access
 // token, as the broker shows it in logs and in Connection.token_fingerprint.
-func (t Token) Fingerprint() string {
-	if t.AccessToken == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(t.AccessToken))
-	return hex.EncodeToString(sum[:4])
-}
+func (t Token) Fingerprint() string { return fingerprint.Of(t.AccessToken) }
 
 // String describes the token without its secret.
 func (t Token) String() string {

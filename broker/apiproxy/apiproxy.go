@@ -3,10 +3,9 @@ package apiproxy
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/tokenbroker/tokenbroker/internal/fingerprint"
 	"io"
 	"log/slog"
 	"net/http"
@@ -328,19 +327,12 @@ func (p *Proxy) logAttempt(ctx context.Context, connection string, pr *prepared,
 		slog.Int("attempt", n),
 		slog.Duration("duration", d),
 		slog.Uint64("generation", cred.Generation),
-		slog.String("token_fp", Fingerprint(cred.AccessToken)),
+		slog.String("token_fp", fingerprint.Of(cred.AccessToken)),
 	}
 	if errClass != "" {
 		attrs = append(attrs, slog.String("error", errClass))
 	}
 	p.log.LogAttrs(ctx, slog.LevelDebug, "upstream call", attrs...)
-}
-
-// Fingerprint is the first 8 hex digits of the SHA-256 of token: enough to
-// tell tokens apart in logs, useless to call an API with.
-func Fingerprint(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:4])
 }
 
 // authorization is the Authorization header for cred.
@@ -351,7 +343,7 @@ func authorization(connection string, cred Credential) (string, error) {
 	}
 	if !isToken68(cred.AccessToken) {
 		return "", fmt.Errorf("apiproxy: connection %q: generation %d (fingerprint %s) is not a usable bearer token",
-			connection, cred.Generation, Fingerprint(cred.AccessToken))
+			connection, cred.Generation, fingerprint.Of(cred.AccessToken))
 	}
 	return "Bearer " + cred.AccessToken, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tokenbroker/tokenbroker/internal/fingerprint"
 	"io"
 	"log/slog"
 	"net/http"
@@ -1150,13 +1151,13 @@ func TestCallLogs(t *testing.T) {
 		got = append(got, r)
 	}
 	want := []record{
-		{"upstream call", "apiproxy", testConnection, "GET", "/api/x", Fingerprint(tokenFor(1)), 401, 1, 1, 0},
-		{"upstream call", "apiproxy", testConnection, "GET", "/api/x", Fingerprint(tokenFor(2)), 200, 2, 2, 0},
+		{"upstream call", "apiproxy", testConnection, "GET", "/api/x", fingerprint.Of(tokenFor(1)), 401, 1, 1, 0},
+		{"upstream call", "apiproxy", testConnection, "GET", "/api/x", fingerprint.Of(tokenFor(2)), 200, 2, 2, 0},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("log records = %+v\nwant %+v", got, want)
 	}
-	if fp := Fingerprint(tokenFor(1)); len(fp) != 8 || strings.Trim(fp, "0123456789abcdef") != "" {
+	if fp := fingerprint.Of(tokenFor(1)); len(fp) != 8 || strings.Trim(fp, "0123456789abcdef") != "" {
 		t.Errorf("Fingerprint = %q, want 8 hex digits", fp)
 	}
 }

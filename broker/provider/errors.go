@@ -2,9 +2,7 @@ package provider
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,13 +99,6 @@ func IsPermanent(err error) bool {
 func IsTransient(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Kind == Transient
-}
-
-// Fingerprint returns the first 8 hex characters of the SHA-256 of secret:
-// enough to tell tokens apart in a log line, useless for recovering them.
-func Fingerprint(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:4])
 }
 
 // permanentCodes are RFC 6749 section 5.2 codes that a retry of the same

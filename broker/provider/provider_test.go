@@ -1057,12 +1057,3 @@ func TestNewValidates(t *testing.T) {
 		})
 	}
 }
-
-func TestFingerprint(t *testing.T) {
-	if got := Fingerprint("abc"); got != "ba7816bf" { // SHA-256("abc") = ba7816bf8f01cfea...
-		t.Errorf("Fingerprint(abc) = %q", got)
-	}
-	if Fingerprint("rt-1") == Fingerprint("rt-2") || len(Fingerprint(testSecret)) != 8 {
-		t.Error("fingerprints collide or have the wrong length")
-	}
-}
