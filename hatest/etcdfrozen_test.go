@@ -9,7 +9,8 @@ import (
 // with SIGSTOP (alive to TCP, silent to everything: the hardest kind of
 // member failure for clients attached to it), then continued.
 func TestEtcdMemberFrozen(t *testing.T) {
-	etcd, adobe, rs, h, l := seededUnderLoad(t)
+	s := seededUnderLoad(t, 3, 2)
+	etcd, adobe, rs, h, l := s.etcd, s.adobe, s.rs, s.h, s.l
 
 	m, err := etcd.Leader()
 	if err != nil {

@@ -10,7 +10,8 @@ import (
 // works (GetToken without a single failure, Invalidate yields the next
 // generation), and still after it rejoined.
 func TestEtcdMemberKilled(t *testing.T) {
-	etcd, adobe, rs, h, l := seededUnderLoad(t)
+	s := seededUnderLoad(t, 3, 2)
+	etcd, adobe, rs, h, l := s.etcd, s.adobe, s.rs, s.h, s.l
 
 	m, err := etcd.Leader()
 	if err != nil {

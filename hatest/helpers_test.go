@@ -232,21 +232,32 @@ func checkAdobe(t *testing.T, adobe *cluster.Adobe, want int) {
 // since formats the time from t0.
 func since(t0 time.Time) string { return time.Since(t0).Round(time.Millisecond).String() }
 
-// seededUnderLoad starts 3 etcd members, the fake Adobe and 2 replicas, seeds
-// the connection, waits until both replicas serve generation 1, and starts
-// GetToken load on both: the opening of the etcd fault tests.
-func seededUnderLoad(t *testing.T) (*cluster.Etcd, *cluster.Adobe, *cluster.Replicas, *cluster.History, *load) {
+// scene is a running cluster whose connection is seeded, with GetToken load
+// on every replica: the opening of most fault tests.
+type scene struct {
+	etcd   *cluster.Etcd
+	adobe  *cluster.Adobe
+	rs     *cluster.Replicas
+	h      *cluster.History
+	l      *load
+	leader int // the replica that led when the load started
+}
+
+// seededUnderLoad starts members etcd members, the fake Adobe and replicas
+// replicas, seeds the connection through the leader, waits until every
+// replica serves generation 1, and starts GetToken load on all of them.
+func seededUnderLoad(t *testing.T, members, replicas int) scene {
 	t.Helper()
-	etcd := cluster.StartEtcd(t, 3)
-	adobe := cluster.StartAdobe(t, fakeadobe.Options{})
-	rs := cluster.StartReplicas(t, etcd, 2, config(adobe))
-	rs.MustLeader(waitLong)
-	seed(t, rs, 0, adobe)
-	waitGen(t, rs, 0, 1)
-	waitGen(t, rs, 1, 1)
-	adobe.ResetStats()
-	h := &cluster.History{}
-	l := startLoad(t, rs, h, 1)
-	l.waitCalls(t, 50)
-	return etcd, adobe, rs, h, l
+	s := scene{etcd: cluster.StartEtcd(t, members), h: &cluster.History{}}
+	s.adobe = cluster.StartAdobe(t, fakeadobe.Options{})
+	s.rs = cluster.StartReplicas(t, s.etcd, replicas, config(s.adobe))
+	s.leader = s.rs.MustLeader(waitLong)
+	seed(t, s.rs, s.leader, s.adobe)
+	for i := range replicas {
+		waitGen(t, s.rs, i, 1)
+	}
+	s.adobe.ResetStats()
+	s.l = startLoad(t, s.rs, s.h, 1)
+	s.l.waitCalls(t, 100)
+	return s
 }

@@ -4,8 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenbroker/tokenbroker/fakeadobe"
-	"github.com/tokenbroker/tokenbroker/internal/cluster"
 	pb "github.com/tokenbroker/tokenbroker/proto/tokenbroker/v1"
 )
 
@@ -13,18 +11,8 @@ import (
 // GetToken on every replica. The survivors serve every call; another replica
 // leads and serves RefreshNow; no refresh token is lost.
 func TestLeaderKilled(t *testing.T) {
-	etcd := cluster.StartEtcd(t, 1)
-	adobe := cluster.StartAdobe(t, fakeadobe.Options{})
-	rs := cluster.StartReplicas(t, etcd, 3, config(adobe))
-	leader := rs.MustLeader(waitLong)
-	seed(t, rs, leader, adobe)
-	for i := range 3 {
-		waitGen(t, rs, i, 1)
-	}
-	adobe.ResetStats()
-	var h cluster.History
-	l := startLoad(t, rs, &h, 1)
-	l.waitCalls(t, 100)
+	s := seededUnderLoad(t, 1, 3)
+	adobe, rs, h, l, leader := s.adobe, s.rs, s.h, s.l, s.leader
 
 	l.exclude(leader)
 	t0 := time.Now()
@@ -72,18 +60,8 @@ func TestLeaderKilled(t *testing.T) {
 // the survivors serve every call; the stopped process exits 0; the next
 // refresh is served by the new leader with no invalid_grant.
 func TestLeaderTerminated(t *testing.T) {
-	etcd := cluster.StartEtcd(t, 1)
-	adobe := cluster.StartAdobe(t, fakeadobe.Options{})
-	rs := cluster.StartReplicas(t, etcd, 3, config(adobe))
-	leader := rs.MustLeader(waitLong)
-	seed(t, rs, leader, adobe)
-	for i := range 3 {
-		waitGen(t, rs, i, 1)
-	}
-	adobe.ResetStats()
-	var h cluster.History
-	l := startLoad(t, rs, &h, 1)
-	l.waitCalls(t, 100)
+	s := seededUnderLoad(t, 1, 3)
+	adobe, rs, h, l, leader := s.adobe, s.rs, s.h, s.l, s.leader
 
 	l.exclude(leader)
 	t0 := time.Now()
@@ -91,7 +69,7 @@ func TestLeaderTerminated(t *testing.T) {
 	t.Logf("replica %d, the leader, exited %s after SIGTERM", leader, since(t0))
 	next := rs.MustLeader(waitLong)
 	t.Logf("replica %d leads %s after SIGTERM", next, since(t0))
-	invalidate(t, rs, &h, next, 1)
+	invalidate(t, rs, h, next, 1)
 	other := 3 - leader - next
 	waitGen(t, rs, other, 2)
 	l.waitCalls(t, 100)

@@ -17,18 +17,8 @@ import (
 // grow on every replica, the fake sees no invalid_grant, and the old leader
 // steps down (exactly one replica leads, and all agree which).
 func TestLeaderPaused(t *testing.T) {
-	etcd := cluster.StartEtcd(t, 1)
-	adobe := cluster.StartAdobe(t, fakeadobe.Options{})
-	rs := cluster.StartReplicas(t, etcd, 3, config(adobe))
-	old := rs.MustLeader(waitLong)
-	seed(t, rs, old, adobe)
-	for i := range 3 {
-		waitGen(t, rs, i, 1)
-	}
-	adobe.ResetStats()
-	var h cluster.History
-	l := startLoad(t, rs, &h, 1)
-	l.waitCalls(t, 100)
+	s := seededUnderLoad(t, 1, 3)
+	etcd, adobe, rs, h, l, old := s.etcd, s.adobe, s.rs, s.h, s.l, s.leader
 
 	l.exclude(old)
 	t0 := time.Now()
@@ -40,9 +30,9 @@ func TestLeaderPaused(t *testing.T) {
 	}
 	t.Logf("replica %d leads %s after the pause", next, since(t0))
 	other := 3 - old - next
-	invalidate(t, rs, &h, other, 1)
+	invalidate(t, rs, h, other, 1)
 	waitGen(t, rs, next, 2) // a replica refuses to hear of a generation it has not seen yet
-	invalidate(t, rs, &h, next, 2)
+	invalidate(t, rs, h, next, 2)
 	waitGen(t, rs, other, 3)
 	l.waitCalls(t, 100)
 	paused := time.Since(t0)
@@ -58,7 +48,7 @@ func TestLeaderPaused(t *testing.T) {
 	got := rs.MustLeader(waitLong)
 	t.Logf("one leader, replica %d, agreed by all three, %s after the resume", got, since(t0.Add(paused)))
 	// Reports through the old leader go to the new one.
-	invalidate(t, rs, &h, old, 3)
+	invalidate(t, rs, h, old, 3)
 	for i := range 3 {
 		waitGen(t, rs, i, 4)
 	}

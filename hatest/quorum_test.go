@@ -16,7 +16,8 @@ import (
 // same Invalidate then yields the next generation, and no refresh token was
 // lost.
 func TestQuorumLoss(t *testing.T) {
-	etcd, adobe, rs, h, l := seededUnderLoad(t)
+	s := seededUnderLoad(t, 3, 2)
+	etcd, adobe, rs, h, l := s.etcd, s.adobe, s.rs, s.h, s.l
 
 	lead, err := etcd.Leader()
 	if err != nil {
