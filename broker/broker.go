@@ -161,9 +161,6 @@ func (b *Broker) SetMetrics(m Metrics) { b.metrics = m }
 // ID is this replica's id.
 func (b *Broker) ID() string { return b.id }
 
-// Store is the broker's store (for tools such as rekey).
-func (b *Broker) Store() *EtcdStore { return b.store }
-
 // Ready is closed once the cache holds every record.
 func (b *Broker) Ready() <-chan struct{} { return b.ready }
 
@@ -177,18 +174,6 @@ func (b *Broker) Leader() string {
 	}
 	return ""
 }
-
-// Connection returns the configuration of a connection.
-func (b *Broker) Connection(name string) (ConnectionConfig, error) {
-	c, err := b.conn(name)
-	if err != nil {
-		return ConnectionConfig{}, err
-	}
-	return c.cfg, nil
-}
-
-// Names lists the configured connections, sorted.
-func (b *Broker) Names() []string { return b.names }
 
 func (b *Broker) conn(name string) (*conn, error) {
 	if name == "" {

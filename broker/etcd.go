@@ -182,20 +182,6 @@ func (s *EtcdStore) Put(ctx context.Context, name string, rec Record, cond Cond)
 	return resp.Header.Revision, nil
 }
 
-// Delete implements Store.
-func (s *EtcdStore) Delete(ctx context.Context, name string, rev int64) error {
-	key := s.key(name)
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
-		Then(clientv3.OpDelete(key)).Commit()
-	if err != nil {
-		return storeErr(err)
-	}
-	if !resp.Succeeded {
-		return ErrConflict
-	}
-	return nil
-}
-
 // Rekey re-seals every record whose tokens are sealed with a key other than
 // the primary one. It returns how many it re-sealed.
 func (s *EtcdStore) Rekey(ctx context.Context) (int, error) {

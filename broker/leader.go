@@ -181,19 +181,25 @@ func (b *Broker) watchRequests(ctx context.Context) {
 	}
 }
 
+// dropRequest deletes a request that is done or malformed, unless it was
+// written again since.
+func (b *Broker) dropRequest(ctx context.Context, key string, rev int64) {
+	b.opts.Client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(clientv3.OpDelete(key)).Commit()
+}
+
 func (b *Broker) takeRequest(ctx context.Context, key, value []byte, rev int64) {
 	rest := strings.TrimPrefix(string(key), b.requestPrefix())
 	name, _, _ := strings.Cut(rest, "/")
 	c, ok := b.conns[name]
 	var req refreshRequest
 	if !ok || json.Unmarshal(value, &req) != nil {
-		b.opts.Client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(string(key)), "=", rev)).Then(clientv3.OpDelete(string(key))).Commit()
+		b.dropRequest(ctx, string(key), rev)
 		return
 	}
 	cur := c.cur.Load().Record.Generation
 	if req.Generation < cur {
 		// Done already: a newer token exists.
-		b.opts.Client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(string(key)), "=", rev)).Then(clientv3.OpDelete(string(key))).Commit()
+		b.dropRequest(ctx, string(key), rev)
 		return
 	}
 	if req.Cause == CauseAdmin {

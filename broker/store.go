@@ -17,8 +17,6 @@ type Store interface {
 	// must not exist) and, if cond.Fence is set, the fence still holds. It
 	// returns the new revision, ErrConflict or ErrFenced.
 	Put(ctx context.Context, name string, rec Record, cond Cond) (int64, error)
-	// Delete removes a record if its revision is still rev.
-	Delete(ctx context.Context, name string, rev int64) error
 }
 
 // Cond is the condition of a Put.

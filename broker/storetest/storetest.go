@@ -36,7 +36,6 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"LoadAll", testLoadAll},
 		{"WatchInOrder", testWatch},
 		{"WatchCompacted", testWatchCompacted},
-		{"Delete", testDelete},
 		{"NoLostUpdates", testNoLostUpdates},
 	}
 	for _, tc := range tests {
@@ -211,23 +210,6 @@ func testWatchCompacted(t *testing.T, h Harness) {
 	err = h.Store.Watch(c, rev, func(string, broker.Versioned) {})
 	if !errors.Is(err, broker.ErrCompacted) {
 		t.Fatalf("watch from a compacted revision: %v, want ErrCompacted", err)
-	}
-}
-
-func testDelete(t *testing.T, h Harness) {
-	c := ctx(t)
-	rev, err := h.Store.Put(c, "a", broker.Record{Generation: 1}, broker.Cond{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Store.Delete(c, "a", rev+1); !errors.Is(err, broker.ErrConflict) {
-		t.Fatalf("delete with wrong revision: %v", err)
-	}
-	if err := h.Store.Delete(c, "a", rev); err != nil {
-		t.Fatal(err)
-	}
-	if v, _ := h.Store.Load(c, "a"); v.Revision != 0 {
-		t.Fatal("record still there after delete")
 	}
 }
 
