@@ -22,14 +22,7 @@ func (t Token) String() string {
 	return fmt.Sprintf("token{%s gen %d fp %s}", t.Connection, t.Generation, Fingerprint(t.AccessToken))
 }
 
-func (b *Broker) isReady() bool {
-	select {
-	case <-b.ready:
-		return true
-	default:
-		return false
-	}
-}
+func (b *Broker) isReady() bool { return isClosed(b.ready) }
 
 // servable returns the token of v if it may be served at now.
 func (b *Broker) servable(c *conn, v *Versioned, now time.Time) (Token, error) {
